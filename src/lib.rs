@@ -4,9 +4,9 @@
 //!
 //! The data flow shows in the module names:
 //!
-//! - push: [`sqlite`] capture → [`chunk`] (page-aligned) → BLAKE3 + zstd → [`pack`] →
+//! - push: [`sqlite`] capture → [`chunk`] (page-aligned) → BLAKE3 + zstd → packs →
 //!   [`store`] upload → [`index`] signed entry ([`push`] orchestrates);
-//! - pull: [`index`] resolve + verify → [`pack`] range reads → chunk verification →
+//! - pull: [`index`] resolve + verify → pack range reads → chunk verification →
 //!   reassembly → SHA-256 + manifest signature → [`install`] atomic install ([`pull`]
 //!   orchestrates).
 //!
@@ -18,7 +18,6 @@ pub mod error;
 pub mod format;
 pub mod index;
 pub mod install;
-pub mod pack;
 pub mod progress;
 pub mod pull;
 pub mod push;

@@ -177,6 +177,7 @@ pub async fn pull(
     opts: &PullOptions,
 ) -> Result<PullReport> {
     let start = store.stats();
+    let started = std::time::Instant::now();
     let mut trust = opts.trust.clone();
     if let Some(own) = destination_key(&opts.db)? {
         trust.insert(own);
@@ -212,9 +213,11 @@ pub async fn pull(
             actual: hex::encode(sha),
         });
     }
+    tracing::debug!(elapsed = ?started.elapsed(), peak_rss_kib = peak_rss_kib(), "reassembled and verified chunks");
     let dest = opts.db.clone();
     tokio::task::spawn_blocking(move || {
         sqlite::integrity_check(staging.path())?;
+        tracing::debug!(elapsed = ?started.elapsed(), peak_rss_kib = peak_rss_kib(), "integrity check passed");
         install::install(staging, &dest)
     })
     .await??;
@@ -241,4 +244,16 @@ pub fn destination_key(db: &Path) -> Result<Option<PublicKey>> {
         )?)),
         None => Ok(None),
     }
+}
+
+/// Peak resident set size of this process in KiB (Linux), for debug logs.
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
 }

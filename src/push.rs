@@ -17,7 +17,6 @@ use crate::chunk::{self, BlockReader};
 use crate::error::{Error, Result};
 use crate::format::id::{ChunkId, RecipeId, SnapshotId};
 use crate::format::index::{EntryBody, EntryKind};
-use crate::format::magic;
 use crate::format::manifest::{self, Manifest};
 use crate::format::pack::{FinishedPack, PackBuilder};
 use crate::format::recipe::{Location, Locations, Recipe};
@@ -305,27 +304,35 @@ fn chunk_and_pack(
             let handles: Vec<_> = pieces
                 .chunks(per)
                 .map(|group| {
-                    s.spawn(move || {
+                    s.spawn(move || -> Result<Vec<(ChunkId, Option<Vec<u8>>)>> {
+                        // One context per thread and block, not one per 4 KiB chunk.
+                        let mut z = zstd::bulk::Compressor::new(cfg.zstd_level)
+                            .map_err(|e| Error::Task(format!("zstd context: {e}")))?;
                         group
                             .iter()
                             .map(|c| {
                                 let id = ChunkId::of(c);
-                                let z = (!known_ref.contains_key(&id))
-                                    .then(|| magic::compress(c, cfg.zstd_level));
-                                (id, z)
+                                if known_ref.contains_key(&id) {
+                                    return Ok((id, None));
+                                }
+                                let packed = z
+                                    .compress(c)
+                                    .map_err(|e| Error::Task(format!("zstd: {e}")))?;
+                                Ok((id, Some(packed)))
                             })
-                            .collect::<Vec<_>>()
+                            .collect()
                     })
                 })
                 .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| h.join().unwrap_or_default())
-                .collect()
-        });
-        if hashed.len() != pieces.len() {
-            return Err(Error::Task("a chunking thread panicked".into()));
-        }
+            let mut all = Vec::with_capacity(pieces.len());
+            for h in handles {
+                all.extend(
+                    h.join()
+                        .map_err(|_| Error::Task("a chunking thread panicked".into()))??,
+                );
+            }
+            Ok::<_, Error>(all)
+        })?;
         for ((id, z), raw) in hashed.into_iter().zip(&pieces) {
             chunks.push(id);
             if let Some(loc) = known.get(&id) {

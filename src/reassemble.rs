@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::format::id::{ChunkId, PackId};
-use crate::format::pack::decode_chunk;
+use crate::format::pack::{decode_chunk_with, new_decompressor};
 use crate::format::recipe::{Locations, Recipe};
 use crate::store::{keys, Store};
 
@@ -110,6 +110,7 @@ async fn fetch_window(
         for (pack, ranges, data) in fetched {
             buffers.insert(pack, (ranges, data));
         }
+        let mut dec = new_decompressor()?;
         let mut decoded: HashMap<ChunkId, Vec<u8>> = HashMap::new();
         let mut out = Vec::with_capacity(window.len() * recipe.chunk_size as usize);
         for (i, id) in recipe.chunks[window.clone()].iter().enumerate() {
@@ -126,7 +127,7 @@ async fn fetch_window(
                     .get(off..off + l.stored_len as usize)
                     .ok_or_else(|| Error::Task("range bookkeeping".into()))?;
                 let what = format!("chunk {id} in pack {}", l.pack);
-                let raw = decode_chunk(stored, id, l.raw_len, &what)?;
+                let raw = decode_chunk_with(&mut dec, stored, id, l.raw_len, &what)?;
                 let expected = recipe.chunk_len(window.start + i);
                 if raw.len() != expected as usize {
                     return Err(Error::LengthMismatch {

@@ -169,13 +169,34 @@ pub fn decode_chunk(
     raw_len: u32,
     what: &str,
 ) -> Result<Vec<u8>> {
+    let mut dec = new_decompressor()?;
+    decode_chunk_with(&mut dec, stored, expected, raw_len, what)
+}
+
+/// A zstd decompression context for [`decode_chunk_with`]; reusing one across chunks avoids
+/// allocating a fresh context per 4 KiB page.
+pub fn new_decompressor() -> Result<zstd::bulk::Decompressor<'static>> {
+    zstd::bulk::Decompressor::new().map_err(|e| Error::Task(format!("zstd context: {e}")))
+}
+
+/// [`decode_chunk`] with a caller-owned decompression context.
+pub fn decode_chunk_with(
+    dec: &mut zstd::bulk::Decompressor<'static>,
+    stored: &[u8],
+    expected: &ChunkId,
+    raw_len: u32,
+    what: &str,
+) -> Result<Vec<u8>> {
     if raw_len > MAX_CHUNK_LEN {
         return Err(Error::malformed(
             what,
             format!("raw length {raw_len} exceeds the chunk limit"),
         ));
     }
-    let raw = magic::decompress_bounded(stored, raw_len as usize, what)?;
+    // The capacity bounds the output: a frame that would decompress to more is an error.
+    let raw = dec
+        .decompress(stored, raw_len as usize)
+        .map_err(|e| Error::malformed(what, format!("zstd: {e}")))?;
     if raw.len() != raw_len as usize {
         return Err(Error::LengthMismatch {
             what: what.to_string(),

@@ -15,6 +15,7 @@ use stigvault::{pull, push};
 use cli::{Cli, Command, TrustArgs};
 
 fn main() -> ExitCode {
+    limit_heap_retention();
     let cli = Cli::parse();
     init_tracing(cli.verbose);
     match run(cli) {
@@ -23,6 +24,17 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// glibc raises its mmap threshold each time a large block is freed, after which the 4-8 MiB
+/// pack and window buffers come from arenas that never shrink: a 300 MB pull peaked at 110 MiB
+/// RSS instead of 58 MiB. A fixed threshold keeps large buffers in mmap, returned on free.
+fn limit_heap_retention() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only adjusts allocator tuning; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
     }
 }
 
