@@ -63,14 +63,45 @@ pub async fn open_snapshot(
     force_unverified: bool,
 ) -> Result<VerifiedSnapshot> {
     let (id, entry) = index.resolve(query)?;
-    let entry = entry.clone();
+    open_entry(store, id, entry.clone(), Some((trust, force_unverified))).await
+}
+
+/// [`open_snapshot`] for an index entry already in hand, with every check but the trust
+/// decision: the manifest's own signature must verify, but its signer need not be trusted.
+/// For copy and verify, which move or check bytes and leave trust to whoever pulls; the
+/// outcome is reported as [`TrustOutcome::Unverified`].
+pub async fn open_snapshot_untrusted(store: &Store, entry: &Entry) -> Result<VerifiedSnapshot> {
+    let id = SnapshotId::from_hex(&entry.body.snapshot)?;
+    open_entry(store, id, entry.clone(), None).await
+}
+
+async fn open_entry(
+    store: &Store,
+    id: SnapshotId,
+    entry: Entry,
+    trust: Option<(&TrustSet, bool)>,
+) -> Result<VerifiedSnapshot> {
     let root_bytes = store.get(&keys::snapshot(&id)).await?;
     let root = SnapshotRoot::decode_verified(&root_bytes, &id)?;
     let manifest = Manifest::parse(root.manifest.as_bytes())?;
 
     // The signature must verify for the declared signer, and that signer must be trusted.
     manifest.verify_self_signature()?;
-    let trust_outcome = if trust.contains(manifest.signer()) {
+    let trust_outcome = if let Some((trust, force_unverified)) = trust {
+        check_trust(&id, &manifest, trust, force_unverified)?
+    } else {
+        TrustOutcome::Unverified
+    };
+    finish_open(store, id, entry, root, manifest, trust_outcome).await
+}
+
+fn check_trust(
+    id: &SnapshotId,
+    manifest: &Manifest,
+    trust: &TrustSet,
+    force_unverified: bool,
+) -> Result<TrustOutcome> {
+    Ok(if trust.contains(manifest.signer()) {
         TrustOutcome::Trusted
     } else if force_unverified {
         tracing::warn!(
@@ -84,8 +115,17 @@ pub async fn open_snapshot(
             snapshot: id.to_hex(),
             signer: manifest.signer().to_b64url(),
         });
-    };
+    })
+}
 
+async fn finish_open(
+    store: &Store,
+    id: SnapshotId,
+    entry: Entry,
+    root: SnapshotRoot,
+    manifest: Manifest,
+    trust_outcome: TrustOutcome,
+) -> Result<VerifiedSnapshot> {
     let what = format!("snapshot {id}");
     let declared_db = manifest
         .artifact_sha256(DB_ARTIFACT)

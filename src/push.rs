@@ -87,6 +87,7 @@ pub(crate) struct Chunked {
 /// snapshot in the index.
 pub async fn push(store: &Store, state: &ClientState, opts: &PushOptions) -> Result<PushReport> {
     let start = store.stats();
+    let started = std::time::Instant::now();
     let created_at = manifest::python_isoformat_utc(chrono::Utc::now());
 
     let db = opts.db.clone();
@@ -116,6 +117,7 @@ pub async fn push(store: &Store, state: &ClientState, opts: &PushOptions) -> Res
         }
     };
 
+    tracing::debug!(elapsed = ?started.elapsed(), "captured a consistent copy");
     let mut index = Index::load(store, state).await?;
     let parent = index.latest_for_node(&identity.node_id).cloned();
     let known = match &parent {
@@ -130,7 +132,9 @@ pub async fn push(store: &Store, state: &ClientState, opts: &PushOptions) -> Res
             e,
         )
     })?;
+    tracing::debug!(elapsed = ?started.elapsed(), known = known.map.len(), "loaded index and dedup set");
     let chunked = store_chunks(store, file, capture.page_size(), cs, known, opts.progress).await?;
+    tracing::debug!(elapsed = ?started.elapsed(), "chunked, compressed and uploaded");
 
     let cursor = manifest::cursor_json(capture.cursor_versions());
     let cursor_sha: [u8; 32] = Sha256::digest(cursor.as_bytes()).into();
@@ -177,7 +181,11 @@ pub async fn push(store: &Store, state: &ClientState, opts: &PushOptions) -> Res
 }
 
 /// The chunks of an earlier snapshot that can be reused: its location table, minus chunks in
-/// packs that are no longer in the store. Costs one GET and one HEAD per pack it names.
+/// packs that gc has marked and in packs that are no longer in the store. Costs one GET, one
+/// LIST of gc markers (and a GET per marker), and one HEAD per pack it names.
+///
+/// Call it after loading the index: the markers must be read after the table, and the packs
+/// checked after the markers, for gc's rule to hold (see `store-layout.md`).
 pub(crate) async fn known_chunks(store: &Store, id: &SnapshotId) -> Result<Locations> {
     let bytes = match store.get(&keys::locations(id)).await {
         Ok(b) => b,
@@ -188,6 +196,11 @@ pub(crate) async fn known_chunks(store: &Store, id: &SnapshotId) -> Result<Locat
         Err(e) => return Err(e),
     };
     let mut locs = Locations::decode(&bytes, &format!("locations of {id}"))?;
+    let marked = crate::gc::marked_packs(store).await?;
+    if locs.map.values().any(|l| marked.contains(&l.pack)) {
+        tracing::info!("some packs named by {id} are marked by gc; not reusing their chunks");
+        locs.map.retain(|_, l| !marked.contains(&l.pack));
+    }
     let packs = locs.packs();
     let present: Vec<(crate::format::id::PackId, bool)> = futures::stream::iter(packs)
         .map(|p| async move { store.exists(&keys::pack(&p)).await.map(|e| (p, e)) })
@@ -261,7 +274,7 @@ fn chunk_and_pack(
     let mut db_bytes = 0u64;
     let (mut new_chunks, mut packs) = (0u64, 0u64);
     let target = cfg.pack_target_bytes as usize;
-    let mut pack = PackBuilder::new(target + BLOCK_BYTES);
+    let mut pack = crate::gc::unique_pack(target + BLOCK_BYTES)?;
     let bar = crate::progress::bytes_bar(progress, 0, "push");
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
@@ -293,14 +306,16 @@ fn chunk_and_pack(
         .next_block(&mut block)
         .map_err(|e| Error::io("reading the captured database copy", e))?
     {
-        sha.update(&block);
         db_bytes += block.len() as u64;
         bar.inc(block.len() as u64);
-        // Hash every chunk, and compress those the store lacks, on all cores.
+        // Hash every chunk, and compress those the store lacks, on all cores; the whole-file
+        // SHA-256 runs beside them rather than before them.
         let pieces: Vec<&[u8]> = chunk::split(&block, chunk_size).collect();
         let per = pieces.len().div_ceil(threads).max(1);
         let known_ref = &known;
+        let (sha_ref, block_ref) = (&mut sha, &block);
         let hashed: Vec<(ChunkId, Option<Vec<u8>>)> = std::thread::scope(|s| {
+            s.spawn(move || sha_ref.update(block_ref));
             let handles: Vec<_> = pieces
                 .chunks(per)
                 .map(|group| {
@@ -347,7 +362,8 @@ fn chunk_and_pack(
             pending.insert(id);
             new_chunks += 1;
             if pack.len() >= target {
-                let full = std::mem::replace(&mut pack, PackBuilder::new(target + BLOCK_BYTES));
+                let full =
+                    std::mem::replace(&mut pack, crate::gc::unique_pack(target + BLOCK_BYTES)?);
                 send(full, &mut used, &mut pending)?;
                 packs += 1;
             }
