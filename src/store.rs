@@ -178,7 +178,17 @@ pub fn resolve_url(url: Option<&str>) -> Result<(Arc<dyn ObjectStore>, String)> 
             Ok((local_store(&p)?, label))
         }
         Some(u) if u.contains("://") && !u.starts_with("file://") => {
-            Ok((object_store_from_url(u)?, u.to_string()))
+            // The same bucket name on two servers is two stores: the endpoint is part of the
+            // label that keys the remembered index state.
+            let endpoint = std::env::var("AWS_ENDPOINT_URL")
+                .or_else(|_| std::env::var("AWS_ENDPOINT"))
+                .unwrap_or_default();
+            let label = if endpoint.is_empty() || !u.starts_with("s3://") {
+                u.to_string()
+            } else {
+                format!("{u} at {endpoint}")
+            };
+            Ok((object_store_from_url(u)?, label))
         }
         Some(u) => {
             let store = object_store_from_url(u)?;
@@ -399,6 +409,25 @@ impl Store {
             None => self.inner.list(Some(&p)),
         };
         stream.try_collect().await.map_err(|e| store_err(&p, e))
+    }
+
+    /// Write `bytes` under `key` unconditionally, replacing any object there. Only for the
+    /// one mutable kind of object, a location table that gc rewrites; every version it may
+    /// replace points at packs that exist, so the last writer winning is harmless.
+    pub async fn put_overwrite(&self, key: &Path, bytes: Bytes) -> Result<()> {
+        self.counters.puts.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .put_bytes
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        self.inner
+            .put_opts(
+                key,
+                PutPayload::from(bytes),
+                PutOptions::from(PutMode::Overwrite),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| store_err(key, e))
     }
 
     /// Delete one object (a missing object is success).

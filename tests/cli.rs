@@ -240,3 +240,67 @@ fn killed_push_leaves_no_visible_snapshot() {
     let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(rows.as_array().unwrap().len(), 1);
 }
+
+/// The `s3://bucket/prefix` URL form, configured by the standard AWS environment variables,
+/// against each real server.
+fn s3_url_round_trip(server: &str) {
+    let v = |k: &str| {
+        std::env::var(format!("STIGVAULT_TEST_{server}_{k}")).unwrap_or_else(|_| {
+            panic!("STIGVAULT_TEST_{server}_{k} is not set: run the tests through scripts/check.sh")
+        })
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("node.db");
+    drop(common::make_db(&db, 300));
+    let url = format!("s3://{}/cli-{}", v("BUCKET"), uuid::Uuid::new_v4().simple());
+    let sv = |args: &[&str]| {
+        common::cli()
+            .args(["--store", &url])
+            .args(args)
+            .env("STIGVAULT_STATE_DIR", dir.path().join("state"))
+            .env("AWS_ACCESS_KEY_ID", v("ACCESS_KEY_ID"))
+            .env("AWS_SECRET_ACCESS_KEY", v("SECRET_ACCESS_KEY"))
+            .env("AWS_REGION", v("REGION"))
+            .env("AWS_ENDPOINT_URL", v("ENDPOINT"))
+            .env("AWS_ALLOW_HTTP", "true")
+            .output()
+            .unwrap()
+    };
+    let out = sv(&["push", "--db", db.to_str().unwrap(), "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = report["id"].as_str().unwrap();
+    let dest = dir.path().join("back.db");
+    let signer = report["signer_pubkey"].as_str().unwrap();
+    let out = sv(&[
+        "pull",
+        id,
+        "--db",
+        dest.to_str().unwrap(),
+        "--trust",
+        signer,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        common::sha256_file(&dest),
+        report["db_sha256"].as_str().unwrap()
+    );
+}
+
+#[test]
+fn s3_url_round_trip_garage() {
+    s3_url_round_trip("GARAGE");
+}
+
+#[test]
+fn s3_url_round_trip_moto() {
+    s3_url_round_trip("MOTO");
+}
