@@ -5,25 +5,13 @@ mod common;
 use common::{Backend, TestStore};
 use object_store::path::Path;
 use object_store::ObjectStoreExt;
-use stigvault::format::index::{EntryBody, EntryKind};
 use stigvault::index::{ClientState, Index};
-use stigvault::push::{push, PushOptions};
+use stigvault::push::push;
 use stigvault::sign::SecretKey;
 use stigvault::Error;
 
-fn body(signer: &SecretKey, n: usize) -> EntryBody {
-    EntryBody {
-        kind: EntryKind::Snapshot,
-        snapshot: format!("{n:064x}"),
-        created_at: "2026-11-26T00:00:00+00:00".into(),
-        node_id: "stigmem:node:test".into(),
-        signer_pubkey: signer.public().to_b64url(),
-        db_sha256: "00".repeat(32),
-        db_bytes: 0,
-        new_bytes: 0,
-        parents: vec![],
-        written_at_ms: 0,
-    }
+fn body(signer: &SecretKey, n: usize) -> stigvault::format::index::EntryBody {
+    common::entry_body(signer, format!("{n:064x}"))
 }
 
 async fn entry_keys(ts: &TestStore) -> Vec<String> {
@@ -143,12 +131,7 @@ async fn push_records_one_entry(backend: Backend) {
     let store = ts.open().await;
     let src = ts.path("src.db");
     drop(common::make_db(&src, 100));
-    let opts = PushOptions {
-        db: src,
-        sign_with: None,
-        tmp_dir: None,
-        progress: false,
-    };
+    let opts = common::push_opts(&src, None);
     let r = push(&store, &ts.state(), &opts).await.unwrap();
     let index = Index::load(&store, &ts.state()).await.unwrap();
     let snaps = index.snapshots();

@@ -5,30 +5,12 @@ mod common;
 use common::{Backend, TestStore};
 use object_store::path::Path;
 use object_store::ObjectStoreExt;
-use stigvault::format::index::{Entry, EntryBody, EntryKind};
+use stigvault::format::index::Entry;
 use stigvault::index::Index;
-use stigvault::pull::{pull, PullOptions, TrustOutcome};
-use stigvault::push::{push, PushOptions};
+use stigvault::pull::{pull, TrustOutcome};
+use stigvault::push::push;
 use stigvault::sign::{SecretKey, TrustSet};
 use stigvault::Error;
-
-fn push_opts(db: &std::path::Path, sign_with: Option<SecretKey>) -> PushOptions {
-    PushOptions {
-        db: db.to_path_buf(),
-        sign_with,
-        tmp_dir: None,
-        progress: false,
-    }
-}
-
-fn pull_opts(db: &std::path::Path, trust: TrustSet, force: bool) -> PullOptions {
-    PullOptions {
-        db: db.to_path_buf(),
-        trust,
-        force_unverified: force,
-        progress: false,
-    }
-}
 
 /// A unique prefix resolves; an ambiguous one lists every candidate; a short one is refused.
 async fn prefix_resolution(backend: Backend) {
@@ -36,7 +18,7 @@ async fn prefix_resolution(backend: Backend) {
     let store = ts.open().await;
     let src = ts.path("src.db");
     drop(common::make_db(&src, 300));
-    let r = push(&store, &ts.state(), &push_opts(&src, None))
+    let r = push(&store, &ts.state(), &common::push_opts(&src, None))
         .await
         .unwrap();
     let key = common::node_key(&src);
@@ -45,7 +27,7 @@ async fn prefix_resolution(backend: Backend) {
         &store,
         &ts.state(),
         &r.id[..8],
-        &pull_opts(&dest, common::trust(&[&key]), false),
+        &common::pull_opts(&dest, common::trust(&[&key]), false),
     )
     .await
     .unwrap();
@@ -56,18 +38,7 @@ async fn prefix_resolution(backend: Backend) {
     let signer = SecretKey::generate().unwrap();
     let mut index = Index::load(&store, &ts.state()).await.unwrap();
     for tail in ["0", "1"] {
-        let body = EntryBody {
-            kind: EntryKind::Snapshot,
-            snapshot: format!("abcdef0123{}", tail.repeat(54)),
-            created_at: "2026-11-26T00:00:00+00:00".into(),
-            node_id: "stigmem:node:test".into(),
-            signer_pubkey: signer.public().to_b64url(),
-            db_sha256: "00".repeat(32),
-            db_bytes: 0,
-            new_bytes: 0,
-            parents: vec![],
-            written_at_ms: 0,
-        };
+        let body = common::entry_body(&signer, format!("abcdef0123{}", tail.repeat(54)));
         index
             .append(&store, &ts.state(), body, &signer)
             .await
@@ -77,7 +48,7 @@ async fn prefix_resolution(backend: Backend) {
         &store,
         &ts.state(),
         "abcdef",
-        &pull_opts(&dest, TrustSet::new(), false),
+        &common::pull_opts(&dest, TrustSet::new(), false),
     )
     .await
     .unwrap_err();
@@ -92,7 +63,7 @@ async fn prefix_resolution(backend: Backend) {
         &store,
         &ts.state(),
         "abcde",
-        &pull_opts(&dest, TrustSet::new(), false),
+        &common::pull_opts(&dest, TrustSet::new(), false),
     )
     .await;
     assert!(matches!(short, Err(Error::InvalidInput(_))));
@@ -100,7 +71,7 @@ async fn prefix_resolution(backend: Backend) {
         &store,
         &ts.state(),
         "fedcba98",
-        &pull_opts(&dest, TrustSet::new(), false),
+        &common::pull_opts(&dest, TrustSet::new(), false),
     )
     .await;
     assert!(matches!(none, Err(Error::SnapshotNotFound(_))));
@@ -117,7 +88,7 @@ async fn untrusted_signer_refused(backend: Backend) {
     let r = push(
         &store,
         &ts.state(),
-        &push_opts(&src, Some(secondary.clone())),
+        &common::push_opts(&src, Some(secondary.clone())),
     )
     .await
     .unwrap();
@@ -130,7 +101,7 @@ async fn untrusted_signer_refused(backend: Backend) {
         &store,
         &ts.state(),
         &r.id,
-        &pull_opts(&dest, common::trust(&[&node]), false),
+        &common::pull_opts(&dest, common::trust(&[&node]), false),
     )
     .await
     .unwrap_err();
@@ -145,7 +116,7 @@ async fn untrusted_signer_refused(backend: Backend) {
         &store,
         &ts.state(),
         &r.id,
-        &pull_opts(&dest, common::trust(&[&secondary.public()]), false),
+        &common::pull_opts(&dest, common::trust(&[&secondary.public()]), false),
     )
     .await
     .unwrap();
@@ -153,7 +124,7 @@ async fn untrusted_signer_refused(backend: Backend) {
 
     // A plain push is signed by the node key; the destination (a copy of the source, holding
     // that key in node_meta) trusts it without flags.
-    let r2 = push(&store, &ts.state(), &push_opts(&src, None))
+    let r2 = push(&store, &ts.state(), &common::push_opts(&src, None))
         .await
         .unwrap();
     let own = ts.path("own.db");
@@ -162,7 +133,7 @@ async fn untrusted_signer_refused(backend: Backend) {
         &store,
         &ts.state(),
         &r2.id,
-        &pull_opts(&own, TrustSet::new(), false),
+        &common::pull_opts(&own, TrustSet::new(), false),
     )
     .await
     .unwrap();
@@ -172,7 +143,7 @@ async fn untrusted_signer_refused(backend: Backend) {
         &store,
         &ts.state(),
         &r.id,
-        &pull_opts(&ts.path("f.db"), TrustSet::new(), true),
+        &common::pull_opts(&ts.path("f.db"), TrustSet::new(), true),
     )
     .await
     .unwrap();
@@ -185,7 +156,7 @@ async fn tampered_pack_byte_leaves_destination_untouched(backend: Backend) {
     let store = ts.open().await;
     let src = ts.path("src.db");
     drop(common::make_db(&src, 2000));
-    let r = push(&store, &ts.state(), &push_opts(&src, None))
+    let r = push(&store, &ts.state(), &common::push_opts(&src, None))
         .await
         .unwrap();
     let key = common::node_key(&src);
@@ -214,7 +185,7 @@ async fn tampered_pack_byte_leaves_destination_untouched(backend: Backend) {
         &store,
         &ts.state(),
         &r.id,
-        &pull_opts(&dest, common::trust(&[&key]), false),
+        &common::pull_opts(&dest, common::trust(&[&key]), false),
     )
     .await
     .unwrap_err();
@@ -234,11 +205,11 @@ async fn swapped_root_is_refused(backend: Backend) {
     let store = ts.open().await;
     let src = ts.path("src.db");
     let conn = common::make_db(&src, 200);
-    let a = push(&store, &ts.state(), &push_opts(&src, None))
+    let a = push(&store, &ts.state(), &common::push_opts(&src, None))
         .await
         .unwrap();
     common::insert_facts(&conn, 10);
-    let b = push(&store, &ts.state(), &push_opts(&src, None))
+    let b = push(&store, &ts.state(), &common::push_opts(&src, None))
         .await
         .unwrap();
     let pa = Path::from(format!("snapshots/{}", a.id));
@@ -250,7 +221,7 @@ async fn swapped_root_is_refused(backend: Backend) {
         &store,
         &ts.state(),
         &a.id,
-        &pull_opts(&ts.path("d.db"), common::trust(&[&key]), false),
+        &common::pull_opts(&ts.path("d.db"), common::trust(&[&key]), false),
     )
     .await
     .unwrap_err();

@@ -6,27 +6,8 @@ use std::collections::HashSet;
 
 use common::{Backend, TestStore};
 use stigvault::index::Index;
-use stigvault::pull::{pull, PullOptions};
-use stigvault::push::{push, PushOptions, PushReport};
-use stigvault::sign::TrustSet;
-
-fn push_opts(db: &std::path::Path) -> PushOptions {
-    PushOptions {
-        db: db.to_path_buf(),
-        sign_with: None,
-        tmp_dir: None,
-        progress: false,
-    }
-}
-
-fn pull_opts(db: &std::path::Path, trust: TrustSet) -> PullOptions {
-    PullOptions {
-        db: db.to_path_buf(),
-        trust,
-        force_unverified: false,
-        progress: false,
-    }
-}
+use stigvault::pull::pull;
+use stigvault::push::{push, PushReport};
 
 /// A WAL-mode database with frames not yet checkpointed, written to during the push, comes
 /// back whole, consistent and verified.
@@ -42,7 +23,9 @@ async fn round_trip_wal_with_concurrent_writer(backend: Backend) {
     let before = common::count_facts(&src);
 
     let writer = common::Writer::start(&src);
-    let report = push(&store, &ts.state(), &push_opts(&src)).await.unwrap();
+    let report = push(&store, &ts.state(), &common::push_opts(&src, None))
+        .await
+        .unwrap();
     let batches = writer.stop();
     assert!(batches > 0, "the writer committed nothing during the push");
 
@@ -52,7 +35,7 @@ async fn round_trip_wal_with_concurrent_writer(backend: Backend) {
         &store,
         &ts.state(),
         &report.id,
-        &pull_opts(&dest, common::trust(&[&key])),
+        &common::pull_opts(&dest, common::trust(&[&key]), false),
     )
     .await
     .unwrap();
@@ -87,9 +70,13 @@ async fn plus_one_percent_uploads_only_changed_chunks(backend: Backend) {
     let store = ts.open().await;
     let src = ts.path("src.db");
     let conn = common::make_db(&src, 6000);
-    let first = push(&store, &ts.state(), &push_opts(&src)).await.unwrap();
+    let first = push(&store, &ts.state(), &common::push_opts(&src, None))
+        .await
+        .unwrap();
     common::insert_facts(&conn, 60);
-    let second = push(&store, &ts.state(), &push_opts(&src)).await.unwrap();
+    let second = push(&store, &ts.state(), &common::push_opts(&src, None))
+        .await
+        .unwrap();
     assert_eq!(second.parent.as_deref(), Some(first.id.as_str()));
 
     // Brute-force recount from the two restored databases.
@@ -99,7 +86,7 @@ async fn plus_one_percent_uploads_only_changed_chunks(backend: Backend) {
         &store,
         &ts.state(),
         &first.id,
-        &pull_opts(&a, common::trust(&[&key])),
+        &common::pull_opts(&a, common::trust(&[&key]), false),
     )
     .await
     .unwrap();
@@ -107,7 +94,7 @@ async fn plus_one_percent_uploads_only_changed_chunks(backend: Backend) {
         &store,
         &ts.state(),
         &second.id,
-        &pull_opts(&b, common::trust(&[&key])),
+        &common::pull_opts(&b, common::trust(&[&key]), false),
     )
     .await
     .unwrap();
@@ -159,7 +146,10 @@ async fn eight_concurrent_pushers(backend: Backend) {
                 let store = stigvault::store::Store::open_or_init(inner, &label)
                     .await
                     .unwrap();
-                push(&store, &state, &push_opts(&db)).await.unwrap().id
+                push(&store, &state, &common::push_opts(&db, None))
+                    .await
+                    .unwrap()
+                    .id
             })
         })
         .collect();
@@ -192,7 +182,7 @@ async fn eight_concurrent_pushers(backend: Backend) {
             &store,
             &ts.state(),
             &q,
-            &pull_opts(&dest, common::trust(&[&key])),
+            &common::pull_opts(&dest, common::trust(&[&key]), false),
         )
         .await
         .unwrap();

@@ -237,3 +237,50 @@ pub fn cli() -> std::process::Command {
     c.env_remove("STIGVAULT_STORE").env_remove("RUST_LOG");
     c
 }
+
+/// Push options for `db`, signed by its node key unless `sign_with` is given.
+pub fn push_opts(
+    db: &Path,
+    sign_with: Option<stigvault::sign::SecretKey>,
+) -> stigvault::push::PushOptions {
+    stigvault::push::PushOptions {
+        db: db.to_path_buf(),
+        sign_with,
+        tmp_dir: None,
+        progress: false,
+    }
+}
+
+/// Pull options into `db` with `trust`.
+pub fn pull_opts(
+    db: &Path,
+    trust: TrustSet,
+    force_unverified: bool,
+) -> stigvault::pull::PullOptions {
+    stigvault::pull::PullOptions {
+        db: db.to_path_buf(),
+        trust,
+        force_unverified,
+        progress: false,
+    }
+}
+
+/// A snapshot index entry body for `snapshot` signed by `signer`, for tests that write
+/// index entries directly.
+pub fn entry_body(
+    signer: &stigvault::sign::SecretKey,
+    snapshot: String,
+) -> stigvault::format::index::EntryBody {
+    stigvault::format::index::EntryBody {
+        kind: stigvault::format::index::EntryKind::Snapshot,
+        snapshot,
+        created_at: "2026-11-26T00:00:00+00:00".into(),
+        node_id: "stigmem:node:test".into(),
+        signer_pubkey: signer.public().to_b64url(),
+        db_sha256: "00".repeat(32),
+        db_bytes: 0,
+        new_bytes: 0,
+        parents: vec![],
+        written_at_ms: 0,
+    }
+}
