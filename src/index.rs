@@ -261,17 +261,57 @@ impl Index {
         &self.heads
     }
 
-    /// One entry per snapshot (the earliest that records it), in time order.
+    /// One entry per live snapshot (the earliest that records it), in time order. Snapshots
+    /// named by a tombstone ([`EntryKind::Forget`]) are not live and are left out.
     pub fn snapshots(&self) -> Vec<&Entry> {
+        let forgotten = self.forgotten_ids();
         let mut seen = HashSet::new();
         self.entries
             .values()
             .filter(|e| e.body.kind == EntryKind::Snapshot)
+            .filter(|e| !forgotten.contains(e.body.snapshot.as_str()))
             .filter(|e| seen.insert(e.body.snapshot.clone()))
             .collect()
     }
 
-    /// Resolve a full id or a unique prefix of at least [`MIN_PREFIX_LEN`] hex characters.
+    fn forgotten_ids(&self) -> HashSet<&str> {
+        self.entries
+            .values()
+            .filter(|e| e.body.kind == EntryKind::Forget)
+            .map(|e| e.body.snapshot.as_str())
+            .collect()
+    }
+
+    /// Every forgotten snapshot, as `(its snapshot entry, the earliest tombstone naming it)`,
+    /// in tombstone time order. A tombstone for a snapshot the index never recorded is
+    /// returned with no snapshot entry. `verify` uses this to tell forgotten from missing.
+    pub fn forgotten(&self) -> Vec<(Option<&Entry>, &Entry)> {
+        let mut seen = HashSet::new();
+        self.entries
+            .values()
+            .filter(|e| e.body.kind == EntryKind::Forget)
+            .filter(|t| seen.insert(t.body.snapshot.clone()))
+            .map(|t| (self.snapshot_entry(&t.body.snapshot), t))
+            .collect()
+    }
+
+    /// The earliest tombstone naming snapshot `id` (full hex), if it was forgotten.
+    pub fn tombstone(&self, id: &str) -> Option<&Entry> {
+        self.entries
+            .values()
+            .find(|e| e.body.kind == EntryKind::Forget && e.body.snapshot == id)
+    }
+
+    /// The earliest entry recording snapshot `id` (full hex), forgotten or not.
+    pub fn snapshot_entry(&self, id: &str) -> Option<&Entry> {
+        self.entries
+            .values()
+            .find(|e| e.body.kind == EntryKind::Snapshot && e.body.snapshot == id)
+    }
+
+    /// Resolve a full id or a unique prefix of at least [`MIN_PREFIX_LEN`] hex characters
+    /// among the live snapshots. A query that matches only forgotten snapshots is refused
+    /// with [`Error::SnapshotForgotten`].
     pub fn resolve(&self, query: &str) -> Result<(SnapshotId, &Entry)> {
         let q = query.trim().to_ascii_lowercase();
         if q.len() < MIN_PREFIX_LEN || q.len() > 64 || !q.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -285,7 +325,18 @@ impl Index {
             .filter(|e| e.body.snapshot.starts_with(&q))
             .collect();
         match hits.as_slice() {
-            [] => Err(Error::SnapshotNotFound(query.to_string())),
+            [] => match self
+                .forgotten()
+                .into_iter()
+                .find(|(_, t)| t.body.snapshot.starts_with(&q))
+            {
+                Some((_, t)) => Err(Error::SnapshotForgotten {
+                    snapshot: t.body.snapshot.clone(),
+                    signer: t.body.signer_pubkey.clone(),
+                    entry: t.key.clone(),
+                }),
+                None => Err(Error::SnapshotNotFound(query.to_string())),
+            },
             [one] => Ok((SnapshotId::from_hex(&one.body.snapshot)?, one)),
             many => Err(Error::AmbiguousPrefix {
                 prefix: query.to_string(),
@@ -294,20 +345,22 @@ impl Index {
         }
     }
 
-    /// The newest snapshot entry of `node_id`, if any.
+    /// The newest live snapshot entry of `node_id`, if any.
     pub fn latest_for_node(&self, node_id: &str) -> Option<&Entry> {
-        self.entries
-            .values()
-            .rev()
-            .find(|e| e.body.kind == EntryKind::Snapshot && e.body.node_id == node_id)
+        let forgotten = self.forgotten_ids();
+        self.entries.values().rev().find(|e| {
+            e.body.kind == EntryKind::Snapshot
+                && e.body.node_id == node_id
+                && !forgotten.contains(e.body.snapshot.as_str())
+        })
     }
 
-    /// The newest snapshot entry of any node.
+    /// The newest live snapshot entry of any node.
     pub fn latest(&self) -> Option<&Entry> {
-        self.entries
-            .values()
-            .rev()
-            .find(|e| e.body.kind == EntryKind::Snapshot)
+        let forgotten = self.forgotten_ids();
+        self.entries.values().rev().find(|e| {
+            e.body.kind == EntryKind::Snapshot && !forgotten.contains(e.body.snapshot.as_str())
+        })
     }
 
     /// Sign and write a new entry whose parents are this index's heads; then write a new

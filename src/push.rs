@@ -256,7 +256,9 @@ fn tokio_stream_of<T: Send + 'static>(mut rx: mpsc::Receiver<T>) -> impl futures
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
-fn chunk_and_pack(
+/// The chunker and packer behind [`store_chunks`], sending each finished pack to `tx`
+/// (import's single-pass path collects them instead of uploading).
+pub(crate) fn chunk_and_pack(
     file: impl std::io::Read,
     page_size: u32,
     chunk_size: u32,

@@ -35,6 +35,10 @@ const MAX_CHECKPOINT_BYTES: usize = 1 << 30;
 pub enum EntryKind {
     /// A snapshot was added.
     Snapshot,
+    /// A tombstone: the snapshot named by `snapshot` was forgotten. Its other fields repeat
+    /// the forgotten snapshot's entry (with `new_bytes` 0); `signer_pubkey` is whoever forgot
+    /// it. Readers that predate this kind refuse the entry rather than ignore it.
+    Forget,
 }
 
 /// The signed body of an index entry.
@@ -274,6 +278,25 @@ mod tests {
         // Moved to another time: refused.
         let moved = entry_key(6, &e.id);
         assert!(Entry::verify(&moved, &e.raw).is_err());
+    }
+
+    #[test]
+    fn known_answer_forget_entry() {
+        // A tombstone is an ordinary entry body with kind "forget": pinning its JSON keeps the
+        // body layout unchanged for readers of snapshot entries.
+        let k = key();
+        let mut b = body(&k, 1);
+        b.kind = EntryKind::Forget;
+        b.new_bytes = 0;
+        let e = Entry::sign(b.clone(), &k).unwrap();
+        let json = std::str::from_utf8(&e.raw[12..e.raw.len() - 64]).unwrap();
+        assert!(
+            json.starts_with(r#"{"kind":"forget","snapshot":"0000"#),
+            "{json}"
+        );
+        let v = Entry::verify(&e.key, &e.raw).unwrap();
+        assert_eq!(v.body, b);
+        assert_eq!(e.raw, Entry::sign(b, &k).unwrap().raw);
     }
 
     #[test]

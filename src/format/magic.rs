@@ -25,6 +25,8 @@ pub enum Kind {
     Entry,
     /// `index/checkpoints/…`: a bundle of index entries.
     Checkpoint,
+    /// `gc/markers/…`: the candidates one gc run found unreferenced.
+    GcMarker,
 }
 
 impl Kind {
@@ -38,6 +40,7 @@ impl Kind {
             Kind::Snapshot => b"SVSNAP",
             Kind::Entry => b"SVENTR",
             Kind::Checkpoint => b"SVCKPT",
+            Kind::GcMarker => b"SVGCMK",
         }
     }
 

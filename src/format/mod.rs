@@ -7,6 +7,7 @@ pub mod id;
 pub mod index;
 pub mod magic;
 pub mod manifest;
+pub mod marker;
 pub mod pack;
 pub mod pyjson;
 pub mod recipe;

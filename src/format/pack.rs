@@ -21,6 +21,8 @@ const FOOTER_LEN: usize = 16;
 const ROW_LEN: usize = 32 + 4 + 4 + 4;
 /// A chunk larger than this is refused on read (a chunk is a few SQLite pages at most).
 pub const MAX_CHUNK_LEN: u32 = 16 << 20;
+/// Length of the optional nonce after a pack's header (see [`PackBuilder::with_nonce`]).
+pub const NONCE_LEN: usize = 16;
 /// Packs are addressed with 32-bit offsets.
 pub const MAX_PACK_LEN: usize = u32::MAX as usize;
 
@@ -64,6 +66,16 @@ impl PackBuilder {
             buf,
             entries: Vec::new(),
         }
+    }
+
+    /// Start a pack whose first [`NONCE_LEN`] bytes after the header are `nonce`. No trailer
+    /// row covers them, so readers skip them; they make the pack's id unique to this write.
+    /// gc relies on that: a pack a push writes is always a new object, never one that
+    /// already exists as garbage (see `store-layout.md`, "Garbage collection").
+    pub fn with_nonce(capacity: usize, nonce: &[u8; NONCE_LEN]) -> Self {
+        let mut b = PackBuilder::new(capacity);
+        b.buf.extend_from_slice(nonce);
+        b
     }
 
     /// Append one compressed chunk and return its entry.
@@ -238,6 +250,22 @@ mod tests {
             let stored = &p.bytes[e.offset as usize..(e.offset + e.stored_len) as usize];
             assert_eq!(decode_chunk(stored, &e.chunk, e.raw_len, "c").unwrap(), c);
         }
+    }
+
+    #[test]
+    fn nonce_makes_identical_content_a_distinct_pack() {
+        let c = [3u8; 4096];
+        let mut a = PackBuilder::with_nonce(0, &[1; NONCE_LEN]);
+        let mut b = PackBuilder::with_nonce(0, &[2; NONCE_LEN]);
+        for p in [&mut a, &mut b] {
+            p.add(ChunkId::of(&c), &magic::compress(&c, 3), c.len() as u32);
+        }
+        let (a, b) = (a.finish(), b.finish());
+        assert_ne!(a.id, b.id);
+        let e = parse_trailer(&b.bytes, "p").unwrap();
+        assert_eq!(e[0].offset as usize, HEADER_LEN + NONCE_LEN);
+        let stored = &b.bytes[e[0].offset as usize..(e[0].offset + e[0].stored_len) as usize];
+        assert_eq!(decode_chunk(stored, &e[0].chunk, 4096, "c").unwrap(), c);
     }
 
     #[test]
