@@ -35,6 +35,31 @@ pub async fn reassemble(
     out: &mut (impl Write + Send),
     on_bytes: &(dyn Fn(u64) + Sync),
 ) -> Result<[u8; 32]> {
+    reassemble_windowed(
+        store,
+        recipe,
+        locations,
+        out,
+        on_bytes,
+        WINDOW_CHUNKS,
+        WINDOWS_IN_FLIGHT,
+    )
+    .await
+}
+
+/// [`reassemble`] with `window_chunks` chunks per window and `in_flight` windows fetched at
+/// once. Larger windows merge more ranges into fewer requests, for more memory; copy's
+/// read-back verification uses them, where requests to a remote store are the cost.
+pub async fn reassemble_windowed(
+    store: &Store,
+    recipe: Arc<Recipe>,
+    locations: Arc<Locations>,
+    out: &mut (impl Write + Send),
+    on_bytes: &(dyn Fn(u64) + Sync),
+    window_chunks: usize,
+    in_flight: usize,
+) -> Result<[u8; 32]> {
+    let window_chunks = window_chunks.max(1);
     for id in &recipe.chunks {
         if !locations.map.contains_key(id) {
             return Err(Error::MissingObject(format!(
@@ -43,12 +68,12 @@ pub async fn reassemble(
         }
     }
     let windows: Vec<Range<usize>> = (0..recipe.chunks.len())
-        .step_by(WINDOW_CHUNKS)
-        .map(|s| s..(s + WINDOW_CHUNKS).min(recipe.chunks.len()))
+        .step_by(window_chunks)
+        .map(|s| s..(s + window_chunks).min(recipe.chunks.len()))
         .collect();
     let mut stream = futures::stream::iter(windows)
         .map(|w| fetch_window(store, recipe.clone(), locations.clone(), w))
-        .buffered(WINDOWS_IN_FLIGHT);
+        .buffered(in_flight.max(1));
     let mut sha = Sha256::new();
     let mut written = 0u64;
     while let Some(block) = stream.next().await {
