@@ -190,6 +190,171 @@ pub enum Error {
         /// What SQLite reported.
         detail: String,
     },
+
+    // ---- copy/verify/stats ----
+    /// A snapshot copied to another store did not verify there; it was not recorded in the
+    /// destination's index. Re-running the copy retries it.
+    #[error("copy of snapshot {snapshot} to {store} did not verify there, so it was not recorded: {source}")]
+    CopyNotVerified {
+        /// The snapshot id.
+        snapshot: String,
+        /// The destination store's label.
+        store: String,
+        /// What failed.
+        #[source]
+        source: Box<Error>,
+    },
+
+    /// An operation stopped on purpose before it finished (the test hook of copy); what it
+    /// wrote so far is kept, and re-running it resumes.
+    #[error("{0}")]
+    Interrupted(String),
+
+    // ---- tarball ----
+    /// A tarball member whose path is absolute or climbs out with `..`.
+    #[error("tarball member {member:?} is refused: {reason}")]
+    TarUnsafePath {
+        /// The member name as stored.
+        member: String,
+        /// "absolute path" or "contains a `..` component".
+        reason: String,
+    },
+
+    /// A symbolic link member; stigmem snapshots hold regular files only.
+    #[error("tarball member {member:?} is a symbolic link to {target:?}; snapshots hold regular files only")]
+    TarSymlink {
+        /// The member name.
+        member: String,
+        /// Where it points.
+        target: String,
+    },
+
+    /// A hard link member; stigmem snapshots hold regular files only.
+    #[error(
+        "tarball member {member:?} is a hard link to {target:?}; snapshots hold regular files only"
+    )]
+    TarHardlink {
+        /// The member name.
+        member: String,
+        /// What it links to.
+        target: String,
+    },
+
+    /// A device, fifo or other special member.
+    #[error("tarball member {member:?} is a {kind}; snapshots hold regular files only")]
+    TarSpecialMember {
+        /// The member name.
+        member: String,
+        /// "character device", "block device", "fifo", ...
+        kind: String,
+    },
+
+    /// The same member name appears twice (a later copy could shadow a verified one).
+    #[error("tarball member {0:?} appears more than once")]
+    TarDuplicateMember(String),
+
+    /// A member that the manifest does not declare and stigmem does not write.
+    #[error("tarball member {0:?} is not declared in manifest.json")]
+    TarUndeclaredMember(String),
+
+    /// A required member is not in the tarball.
+    #[error("tarball has no member {0:?}")]
+    TarMissingMember(String),
+
+    /// The manifest declares an artifact that a stigvault snapshot cannot hold.
+    #[error("manifest.json declares artifact {0:?}; stigvault stores only artifacts/stigmem.db and artifacts/schema_migration_cursor.json")]
+    TarUnsupportedArtifact(String),
+
+    /// The gzip or tar stream ends early.
+    #[error("tarball {tarball} is truncated: {detail}")]
+    TarTruncated {
+        /// The tarball.
+        tarball: String,
+        /// Where it ended.
+        detail: String,
+    },
+
+    /// The gzip or tar stream is damaged.
+    #[error("tarball {tarball} is corrupt: {detail}")]
+    TarCorrupt {
+        /// The tarball.
+        tarball: String,
+        /// What is wrong.
+        detail: String,
+    },
+
+    /// A member whose real content length is not the length its tar header declares.
+    #[error(
+        "tarball member {member:?}: its tar header says {header} bytes, but {reason} {actual}"
+    )]
+    TarMemberSize {
+        /// The member name.
+        member: String,
+        /// Size in the tar header.
+        header: u64,
+        /// The real or implied size.
+        actual: u64,
+        /// Where `actual` comes from (e.g. "its SQLite header implies").
+        reason: String,
+    },
+
+    /// A member larger than stigvault accepts, refused before it is read (gzip bombs).
+    #[error(
+        "tarball member {member:?} claims {size} bytes, more than the {limit} allowed: {reason}"
+    )]
+    TarMemberTooLarge {
+        /// The member name.
+        member: String,
+        /// The size it claims.
+        size: u64,
+        /// The largest accepted.
+        limit: u64,
+        /// Why the limit holds.
+        reason: String,
+    },
+
+    /// A tarball signed by a key outside the trust set. stigvault never trusts a key just
+    /// because the snapshot declares it, unlike stigmem's implicit mode.
+    #[error(
+        "{tarball} is signed by {signer}, which is not trusted; stigvault does not trust a \
+         key only because the snapshot itself declares it (no self-attestation). Trusted \
+         here: {trusted}. If you trust the signer, list it in a --trusted-keys file, or pass \
+         --force-unverified to waive only this check"
+    )]
+    TarUntrustedSigner {
+        /// The tarball.
+        tarball: String,
+        /// The manifest's declared signer.
+        signer: String,
+        /// Which keys were trusted, and where they came from.
+        trusted: String,
+    },
+
+    // ---- retention/gc ----
+    /// A query that matches only snapshots a tombstone has forgotten.
+    #[error(
+        "snapshot {snapshot} was forgotten (tombstone {entry}, signed by {signer}); \
+         its data may already have been garbage-collected"
+    )]
+    SnapshotForgotten {
+        /// The forgotten snapshot's id.
+        snapshot: String,
+        /// Who signed the tombstone.
+        signer: String,
+        /// The tombstone's index key.
+        entry: String,
+    },
+
+    /// A prune policy that keeps nothing, which would forget every snapshot.
+    #[error(
+        "the prune policy keeps nothing: give at least one --keep-last, --keep-hourly, \
+         --keep-daily, --keep-weekly or --keep-monthly greater than 0"
+    )]
+    EmptyRetentionPolicy,
+
+    /// gc found the store in a state it will not delete from.
+    #[error("gc refused to run: {0}")]
+    GcRefused(String),
 }
 
 impl Error {

@@ -293,6 +293,18 @@ pub fn page_size_from_header(header: &[u8]) -> Result<u32> {
 /// `query_only`, so the check writes nothing (opening may still roll back a hot journal, as
 /// any opener of the file would).
 pub fn integrity_check(path: &Path) -> Result<()> {
+    run_check(path, "integrity_check")
+}
+
+/// [`integrity_check`] with `PRAGMA quick_check`: the same structural checks of every page
+/// and b-tree, without cross-checking index entries against their tables. Linear in the
+/// database size, about ten times faster on a 300 MB stigmem database; used where the
+/// content is already known to be what its signer hashed (the drop-in `snapshot restore`).
+pub fn quick_check(path: &Path) -> Result<()> {
+    run_check(path, "quick_check")
+}
+
+fn run_check(path: &Path, pragma: &str) -> Result<()> {
     require_file(path)?;
     let failed = |detail: String| Error::IntegrityCheck {
         path: path.to_path_buf(),
@@ -310,7 +322,7 @@ pub fn integrity_check(path: &Path) -> Result<()> {
         .map_err(|e| Error::sqlite(format!("configuring {}", path.display()), e))?;
 
     let lines = conn
-        .prepare("PRAGMA integrity_check")
+        .prepare(&format!("PRAGMA {pragma}"))
         .and_then(|mut stmt| {
             stmt.query_map([], |r| r.get::<_, String>(0))?
                 .collect::<rusqlite::Result<Vec<String>>>()
@@ -338,7 +350,7 @@ pub fn integrity_check(path: &Path) -> Result<()> {
         detail.push_str(&format!("; … ({} problems in all)", lines.len()));
     }
     if lines.is_empty() {
-        detail = "integrity_check returned nothing".to_owned();
+        detail = format!("{pragma} returned nothing");
     }
     Err(failed(detail))
 }

@@ -507,3 +507,46 @@ fn self_signature_is_not_trust() {
     assert!(!trust.contains(m.signer()));
     assert!(trust.contains(Manifest::parse(ASCII).unwrap().signer()));
 }
+
+#[test]
+fn canonical_body_control_and_astral_characters() {
+    // Every escape class at once in the signed body: NUL and other C0 controls as \u00XX,
+    // the short escapes \b \f \n \r, U+2028 and U+FFFD as \uXXXX, astral characters (U+1F600,
+    // U+10FFFF) as lowercase surrogate pairs, and '/' unescaped. Made with:
+    // python3 -c 'import json,base64; from cryptography.hazmat.primitives.asymmetric.ed25519
+    //   import Ed25519PrivateKey as K; k=K.from_private_bytes(bytes(range(32)));
+    //   pk=base64.urlsafe_b64encode(k.public_key().public_bytes_raw()).rstrip(b"=").decode();
+    //   b=json.dumps({"version":1,"created_at":"2026-01-02T03:04:05+00:00",
+    //   "node_id":"n\x00\x08\x0c\n\r\x1f \u00ff\u2028\ufffd\U0001f600\U0010ffff/",
+    //   "signer_pubkey":pk,"artifacts":{"artifacts/stigmem.db":"sha256:"+"0"*64,
+    //   "artifacts/schema_migration_cursor.json":"sha256:"+"1"*64}},sort_keys=True,
+    //   separators=(",",":")); print(b);
+    //   print(base64.urlsafe_b64encode(k.sign(b.encode())).rstrip(b"=").decode())'
+    let m = Manifest::build(
+        "2026-01-02T03:04:05+00:00".to_string(),
+        "n\u{0}\u{8}\u{c}\n\r\u{1f} \u{ff}\u{2028}\u{fffd}\u{1f600}\u{10ffff}/".to_string(),
+        [0u8; 32],
+        [0x11u8; 32],
+        &key(),
+    );
+    assert_eq!(
+        String::from_utf8(m.canonical_body()).unwrap(),
+        concat!(
+            r#"{"artifacts":{"artifacts/schema_migration_cursor.json":"sha256:"#,
+            "1111111111111111111111111111111111111111111111111111111111111111",
+            r#"","artifacts/stigmem.db":"sha256:"#,
+            "0000000000000000000000000000000000000000000000000000000000000000",
+            r#""},"created_at":"2026-01-02T03:04:05+00:00","#,
+            r#""node_id":"n\u0000\b\f\n\r\u001f \u00ff\u2028\ufffd\ud83d\ude00\udbff\udfff/","#,
+            r#""signer_pubkey":"A6EHv_POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg","version":1}"#
+        )
+    );
+    assert_eq!(
+        b64url_encode(m.signature()),
+        "akEYUbN7SsJGu3Y04ZRQ1yRdEWRDKZbBcS-3xd3Pk7BkaAVS4RuHvLEPES-w--Pp5nn83OS4yCEDSmEEj1kHDQ"
+    );
+    // And it parses back to the same body from its own indent=2 rendering.
+    let back = Manifest::parse(m.bytes()).unwrap();
+    assert_eq!(back.canonical_body(), m.canonical_body());
+    back.verify_self_signature().unwrap();
+}
