@@ -21,6 +21,8 @@ use crate::workload::{self, Workload};
 pub enum Unit {
     Secs,
     Bytes,
+    /// A plain count (requests, objects).
+    Count,
 }
 
 /// What a figure must reach. Every figure is "lower is better".
@@ -62,6 +64,8 @@ pub struct Ctx<'a> {
     pub workload: &'a Workload,
     pub stigvault: Option<&'a Path>,
     pub restic: Option<&'a Path>,
+    /// The stigmem CLI (in its venv), for the tarball cases.
+    pub stigmem: Option<&'a Path>,
     /// A fresh directory for this run and side.
     pub dir: PathBuf,
 }
@@ -72,11 +76,20 @@ pub trait Case {
     fn figures(&self) -> &'static [Figure];
     /// Which tools the case needs; a case whose peer is skipped still runs stigvault's side.
     fn needs_restic(&self) -> bool;
+    /// Whether the peer side needs the stigmem CLI.
+    fn needs_stigmem(&self) -> bool {
+        false
+    }
     fn run(&self, side: Side, ctx: &Ctx) -> Result<Sample>;
 }
 
 pub fn all() -> Vec<Box<dyn Case>> {
-    vec![Box::new(PushPull)]
+    vec![
+        Box::new(PushPull),
+        Box::new(crate::tarball_cases::Export),
+        Box::new(crate::tarball_cases::Import),
+        Box::new(crate::store_ops_cases::CopyVerify),
+    ]
 }
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -250,7 +263,7 @@ fn push_pull(tool: &dyn Snapshotter, ctx: &Ctx) -> Result<Sample> {
 /// files are removed first (SQLite would replay an old WAL onto the new file), and the copy
 /// is synced so no write-back of it overlaps the measured command; it stays in the page cache,
 /// so every tool reads it warm.
-fn place(src: &Path, dst: &Path) -> Result<()> {
+pub fn place(src: &Path, dst: &Path) -> Result<()> {
     for suffix in ["-wal", "-shm", "-journal"] {
         let mut p = dst.as_os_str().to_owned();
         p.push(suffix);
@@ -266,7 +279,7 @@ fn place(src: &Path, dst: &Path) -> Result<()> {
     Ok(())
 }
 
-fn same_bytes(a: &Path, b: &Path) -> Result<bool> {
+pub fn same_bytes(a: &Path, b: &Path) -> Result<bool> {
     if fs::metadata(a)?.len() != fs::metadata(b)?.len() {
         return Ok(false);
     }

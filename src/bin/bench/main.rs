@@ -7,6 +7,8 @@
 mod cases;
 mod proc;
 mod report;
+mod store_ops_cases;
+mod tarball_cases;
 mod tools;
 mod workload;
 
@@ -37,6 +39,15 @@ struct Args {
     /// The restic binary, as a path or a name looked up on PATH.
     #[arg(long, default_value = "restic")]
     restic: PathBuf,
+
+    /// The stigmem CLI for the export/import cases [default: $STIGVAULT_TEST_STIGMEM, else
+    /// `stigmem` on PATH]; when not found those cases measure stigvault alone.
+    #[arg(long, env = "STIGVAULT_TEST_STIGMEM")]
+    stigmem: Option<PathBuf>,
+
+    /// Run only these cases (repeatable; by name, e.g. `copy-verify`) [default: all].
+    #[arg(long, value_name = "CASE")]
+    only: Vec<String>,
 
     /// Runs per side; each figure reports the best (lowest) run.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
@@ -87,6 +98,20 @@ fn run(args: Args) -> Result<ExitCode> {
         None
     };
     let restic_version = restic.as_deref().map(tools::Restic::version).transpose()?;
+    let stigmem = if run_sides {
+        proc::find_program(
+            args.stigmem
+                .as_deref()
+                .unwrap_or(std::path::Path::new("stigmem")),
+        )
+    } else {
+        None
+    };
+    if run_sides && stigmem.is_none() {
+        eprintln!(
+            "stigmem not found (--stigmem PATH): the export/import cases measure stigvault alone"
+        );
+    }
 
     std::fs::create_dir_all(&args.work_dir)
         .with_context(|| format!("creating {}", args.work_dir.display()))?;
@@ -101,14 +126,19 @@ fn run(args: Args) -> Result<ExitCode> {
         .prefix("run-")
         .tempdir_in(&work_dir)
         .context("creating a run directory")?;
-    let cases = cases::all();
+    let cases: Vec<_> = cases::all()
+        .into_iter()
+        .filter(|c| args.only.is_empty() || args.only.iter().any(|o| o == c.name()))
+        .collect();
     let mut results = Vec::new();
     for case in &cases {
         let mut sides = Vec::new();
         if stigvault.is_some() {
             sides.push(Side::Stigvault);
         }
-        if restic.is_some() || !case.needs_restic() {
+        if (restic.is_some() || !case.needs_restic())
+            && (stigmem.is_some() || !case.needs_stigmem())
+        {
             sides.push(Side::Peer);
         }
         let mut samples = Vec::new();
@@ -129,6 +159,7 @@ fn run(args: Args) -> Result<ExitCode> {
                     workload: &w,
                     stigvault: stigvault.as_deref(),
                     restic: restic.as_deref(),
+                    stigmem: stigmem.as_deref(),
                     dir: root.path().join(format!("{}-{tag}-{run}", case.name())),
                 };
                 let sample = case.run(side, &ctx)?;
@@ -149,6 +180,7 @@ fn run(args: Args) -> Result<ExitCode> {
         "stigvault": stigvault,
         "restic": restic,
         "restic_version": restic_version,
+        "stigmem": stigmem,
     });
     report::write_json(&json_path, &args_json(&args), &tools_info, &w, &results)?;
     eprintln!("results written to {}", json_path.display());

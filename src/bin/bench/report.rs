@@ -85,6 +85,7 @@ fn fmt_value(unit: Unit, v: Option<f64>) -> String {
         Some(v) => match unit {
             Unit::Secs => format!("{v:.2} s"),
             Unit::Bytes => fmt_bytes(v),
+            Unit::Count => format!("{v:.0}"),
         },
     }
 }

@@ -395,6 +395,12 @@ fn create_base(path: &Path, gen: &mut FactGen, target_bytes: u64) -> Result<Stri
     Ok(pubkey)
 }
 
+/// Adds `n` facts to the database at `path`, from a generator seeded with `seed`; the
+/// copy-verify case grows its series of +1% snapshots this way.
+pub fn grow(path: &Path, seed: u64, n: u64) -> Result<()> {
+    add_facts(path, &mut FactGen::new(seed), n)
+}
+
 fn add_facts(path: &Path, gen: &mut FactGen, n: u64) -> Result<()> {
     let mut conn = open_for_build(path)?;
     let mut left = n;
