@@ -227,32 +227,15 @@ pub async fn pull(
 
     let staging = install::Staging::beside(&opts.db)?;
     let staged_path = staging.path().to_path_buf();
-    let bar = crate::progress::bytes_bar(opts.progress, snap.recipe.db_bytes, "pull");
     let mut file = staging
         .file()
         .try_clone()
         .map_err(|e| Error::io(format!("opening {}", staged_path.display()), e))?;
     let mut writer = std::io::BufWriter::with_capacity(1 << 20, &mut file);
-    let sha = reassemble(
-        store,
-        snap.recipe.clone(),
-        snap.locations.clone(),
-        &mut writer,
-        &|n| bar.inc(n),
-    )
-    .await?;
+    write_verified_db(store, &snap, &mut writer, opts.progress, "pull").await?;
     std::io::Write::flush(&mut writer)
         .map_err(|e| Error::io(format!("writing {}", staged_path.display()), e))?;
     drop(writer);
-    bar.finish_and_clear();
-    let declared = snap.root.db_sha256()?;
-    if sha != declared {
-        return Err(Error::HashMismatch {
-            what: format!("{DB_ARTIFACT} of snapshot {}", snap.id),
-            expected: hex::encode(declared),
-            actual: hex::encode(sha),
-        });
-    }
     tracing::debug!(elapsed = ?started.elapsed(), peak_rss_kib = peak_rss_kib(), "reassembled and verified chunks");
     let dest = opts.db.clone();
     tokio::task::spawn_blocking(move || {
@@ -270,6 +253,37 @@ pub async fn pull(
         trust: snap.trust,
         requests: store.stats().since(&start),
     })
+}
+
+/// Stream the database artifact of `snap` into `out`, verifying every chunk as it arrives
+/// and the SHA-256 of the whole against the manifest; the one path by which pull and export
+/// read a database out of the store.
+pub async fn write_verified_db(
+    store: &Store,
+    snap: &VerifiedSnapshot,
+    out: &mut (impl std::io::Write + Send),
+    progress: bool,
+    label: &str,
+) -> Result<()> {
+    let bar = crate::progress::bytes_bar(progress, snap.recipe.db_bytes, label);
+    let sha = reassemble(
+        store,
+        snap.recipe.clone(),
+        snap.locations.clone(),
+        out,
+        &|n| bar.inc(n),
+    )
+    .await?;
+    bar.finish_and_clear();
+    let declared = snap.root.db_sha256()?;
+    if sha != declared {
+        return Err(Error::HashMismatch {
+            what: format!("{DB_ARTIFACT} of snapshot {}", snap.id),
+            expected: hex::encode(declared),
+            actual: hex::encode(sha),
+        });
+    }
+    Ok(())
 }
 
 /// The destination database's own federation key, when it exists and has one.

@@ -53,7 +53,6 @@ use crate::index::{ClientState, Index};
 use crate::install;
 use crate::pull::{self, VerifiedSnapshot};
 use crate::push;
-use crate::reassemble::reassemble;
 use crate::sign::{PublicKey, SecretKey, TrustSet};
 use crate::sqlite;
 use crate::store::{keys, RequestStats, Store};
@@ -360,24 +359,7 @@ pub async fn export<W: Write + Send + 'static>(
         db_bytes,
         mtime,
     )?;
-    let bar = crate::progress::bytes_bar(progress, db_bytes, "export");
-    let sha = reassemble(
-        store,
-        snap.recipe.clone(),
-        snap.locations.clone(),
-        &mut pipe,
-        &|n| bar.inc(n),
-    )
-    .await?;
-    bar.finish_and_clear();
-    let declared = snap.root.db_sha256()?;
-    if sha != declared {
-        return Err(Error::HashMismatch {
-            what: format!("{DB_ARTIFACT} of snapshot {}", snap.id),
-            expected: hex::encode(declared),
-            actual: hex::encode(sha),
-        });
-    }
+    crate::pull::write_verified_db(store, snap, &mut pipe, progress, "export").await?;
     write_trailer(&mut pipe, db_bytes)?;
     tokio::task::spawn_blocking(move || pipe.finish("the tarball")).await?
 }
