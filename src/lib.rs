@@ -22,7 +22,7 @@
 //!   signed entry) and exports a snapshot as one (reassemble + verify → tar → gzip), and
 //!   provides the drop-in `snapshot create|restore`.
 //!
-//! [`format`] holds the pure encodings of every on-store object (no I/O); `store-layout.md`
+//! [`format`](mod@format) holds the pure encodings of every on-store object (no I/O); `store-layout.md`
 //! in the repository is their specification. [`sign`] holds Ed25519 keys and trust sets.
 
 pub mod chunk;
