@@ -194,10 +194,20 @@ impl Index {
             for e in fetch_entries(store, wanted.into_iter().collect())
                 .await
                 .map_err(|e| match e {
+                    Error::MissingObject(key) if remembered.heads.contains(&key) => {
+                        Error::IndexTampered(format!(
+                            "entry {key}, which this client verified before, is missing: the \
+                             index was rolled back or entries were deleted. If you deliberately \
+                             deleted and recreated this store, remove {} to trust it afresh",
+                            state.file(store.label()).map_or_else(
+                                || "the client state".into(),
+                                |p| p.display().to_string()
+                            )
+                        ))
+                    }
                     Error::MissingObject(key) => Error::IndexTampered(format!(
-                        "entry {key} is missing: a later entry names it, or this client \
-                         verified it before (a rollback or a deletion); the store has been \
-                         tampered with or damaged"
+                        "entry {key} is missing although a later entry names it: the store \
+                         has been tampered with or damaged"
                     )),
                     other => other,
                 })?
