@@ -304,7 +304,7 @@ impl Run<'_> {
                     stale_journal = true;
                     let own =
                         Locations::decode(&b, &format!("locations of {id} at the destination"))?;
-                    take(&present_only(dst, own).await?, &mut have);
+                    take(&crate::push::present_only(dst, own).await?, &mut have);
                 }
                 Err(Error::MissingObject(_)) => {}
                 Err(e) => return Err(e),
@@ -591,32 +591,7 @@ async fn read_journal(dst: &Store, id: &SnapshotId) -> Result<(Locations, Vec<Pa
             "resuming an interrupted copy of {id}"
         );
     }
-    Ok((present_only(dst, all).await?, keys))
-}
-
-/// `locs` minus chunks in packs that gc has marked or the store no longer has (one LIST of
-/// gc markers, then one HEAD per pack). The table must have been read before this call, so
-/// that gc's rule holds (see `store-layout.md`, "Garbage collection").
-async fn present_only(dst: &Store, mut locs: Locations) -> Result<Locations> {
-    if locs.map.is_empty() {
-        return Ok(locs);
-    }
-    let marked = crate::gc::marked_packs(dst).await?;
-    locs.map.retain(|_, l| !marked.contains(&l.pack));
-    let checks: Vec<Result<(PackId, bool)>> = futures::stream::iter(locs.packs())
-        .map(|p| async move { dst.exists(&keys::pack(&p)).await.map(|e| (p, e)) })
-        .buffer_unordered(16)
-        .collect()
-        .await;
-    let mut gone = HashSet::new();
-    for c in checks {
-        let (p, exists) = c?;
-        if !exists {
-            gone.insert(p);
-        }
-    }
-    locs.map.retain(|_, l| !gone.contains(&l.pack));
-    Ok(locs)
+    Ok((crate::push::present_only(dst, all).await?, keys))
 }
 
 /// Delete the journal of a finished copy: the objects this run read or wrote, or (when an

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 
 use crate::chunk::{self, BlockReader};
 use crate::error::{Error, Result};
-use crate::format::id::{ChunkId, RecipeId, SnapshotId};
+use crate::format::id::{ChunkId, PackId, RecipeId, SnapshotId};
 use crate::format::index::{EntryBody, EntryKind};
 use crate::format::manifest::{self, Manifest};
 use crate::format::pack::{FinishedPack, PackBuilder};
@@ -195,31 +195,39 @@ pub(crate) async fn known_chunks(store: &Store, id: &SnapshotId) -> Result<Locat
         }
         Err(e) => return Err(e),
     };
-    let mut locs = Locations::decode(&bytes, &format!("locations of {id}"))?;
-    let marked = crate::gc::marked_packs(store).await?;
-    if locs.map.values().any(|l| marked.contains(&l.pack)) {
-        tracing::info!("some packs named by {id} are marked by gc; not reusing their chunks");
-        locs.map.retain(|_, l| !marked.contains(&l.pack));
+    let locs = Locations::decode(&bytes, &format!("locations of {id}"))?;
+    present_only(store, locs).await
+}
+
+/// `locs` minus chunks in packs that gc has marked or that the store no longer has: one
+/// LIST of gc markers, then one HEAD per pack. The table must have been read before this
+/// call, so that gc's rule holds (see `store-layout.md`, "Garbage collection"). Every writer
+/// that reuses chunks it did not write (push, import, copy) goes through here.
+pub(crate) async fn present_only(store: &Store, mut locs: Locations) -> Result<Locations> {
+    if locs.map.is_empty() {
+        return Ok(locs);
     }
-    let packs = locs.packs();
-    let present: Vec<(crate::format::id::PackId, bool)> = futures::stream::iter(packs)
+    let marked = crate::gc::marked_packs(store).await?;
+    let checks: Vec<Result<(PackId, bool)>> = futures::stream::iter(locs.packs())
+        .filter(|p| futures::future::ready(!marked.contains(p)))
         .map(|p| async move { store.exists(&keys::pack(&p)).await.map(|e| (p, e)) })
         .buffer_unordered(16)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<Result<_>>()?;
-    let gone: Vec<_> = present
-        .into_iter()
-        .filter(|(_, e)| !e)
-        .map(|(p, _)| p)
-        .collect();
-    if !gone.is_empty() {
-        tracing::warn!(
-            count = gone.len(),
-            "packs named by {id} are missing; not reusing their chunks"
+        .collect()
+        .await;
+    let mut usable = HashSet::new();
+    for c in checks {
+        let (p, exists) = c?;
+        if exists {
+            usable.insert(p);
+        }
+    }
+    let before = locs.map.len();
+    locs.map.retain(|_, l| usable.contains(&l.pack));
+    if locs.map.len() < before {
+        tracing::info!(
+            dropped = before - locs.map.len(),
+            "not reusing chunks in packs that gc has marked or that are gone"
         );
-        locs.map.retain(|_, l| !gone.contains(&l.pack));
     }
     Ok(locs)
 }
