@@ -25,8 +25,6 @@ use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use rusqlite::backup::{Backup, StepResult};
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior};
 use tempfile::TempDir;
@@ -562,17 +560,6 @@ pub(crate) fn is_corruption(e: &rusqlite::Error) -> bool {
 
 /// A fresh Ed25519 keypair as (public, private) base64url strings, as stigmem stores them.
 fn generate_keypair() -> Result<(String, String)> {
-    let mut seed = [0u8; 32];
-    getrandom::fill(&mut seed).map_err(|e| {
-        Error::io(
-            "drawing a random Ed25519 seed",
-            std::io::Error::other(e.to_string()),
-        )
-    })?;
-    let signing = ed25519_dalek::SigningKey::from_bytes(&seed);
-    let public = URL_SAFE_NO_PAD.encode(signing.verifying_key().to_bytes());
-    let private = URL_SAFE_NO_PAD.encode(seed);
-    // Best effort: the seed also lives on in `private` and in the database.
-    seed.fill(0);
-    Ok((public, private))
+    let key = crate::sign::SecretKey::generate()?;
+    Ok((key.public().to_b64url(), key.to_b64url()))
 }
