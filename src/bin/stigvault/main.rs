@@ -80,6 +80,19 @@ fn trust_set(args: &TrustArgs) -> anyhow::Result<TrustSet> {
     Ok(set)
 }
 
+/// The key that signs index entries this client writes for others' snapshots (import, copy,
+/// forget, prune): `--sign-with KEYFILE`, else the client key in the state directory.
+fn entry_signer(cli: &Cli, sign_with: Option<&std::path::Path>) -> anyhow::Result<SecretKey> {
+    Ok(match sign_with {
+        Some(p) => SecretKey::load_file(p)?,
+        None => stigvault::tarball::client_key(
+            &cli.state_dir
+                .clone()
+                .unwrap_or_else(ClientState::default_dir),
+        )?,
+    })
+}
+
 fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut out, value)?;
@@ -200,14 +213,7 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
 async fn retention_command(cli: &Cli, state: &ClientState) -> anyhow::Result<ExitCode> {
     use stigvault::{gc, retention};
     let signer = |s: &cli::TombstoneSigner| -> anyhow::Result<SecretKey> {
-        Ok(match &s.sign_with {
-            Some(p) => SecretKey::load_file(p)?,
-            None => stigvault::tarball::client_key(
-                &cli.state_dir
-                    .clone()
-                    .unwrap_or_else(ClientState::default_dir),
-            )?,
-        })
+        entry_signer(cli, s.sign_with.as_deref())
     };
     let store = open_store(cli, false).await?;
     match &cli.command {
@@ -409,14 +415,7 @@ async fn tarball_command(cli: &Cli, state: &ClientState) -> anyhow::Result<ExitC
         } => {
             let store = open_store(cli, true).await?;
             let trust = keys(trusted_keys, trust)?;
-            let key = match sign_with {
-                Some(p) => SecretKey::load_file(p)?,
-                None => tarball::client_key(
-                    &cli.state_dir
-                        .clone()
-                        .unwrap_or_else(ClientState::default_dir),
-                )?,
-            };
+            let key = entry_signer(cli, sign_with.as_deref())?;
             let opts = tarball::ImportOptions {
                 trust,
                 progress: true,
@@ -504,14 +503,7 @@ async fn store_ops_command(cli: &Cli, state: &ClientState) -> anyhow::Result<Exi
             let src = open_store(cli, false).await?;
             let (inner, label) = copy::destination_from_url(to)?;
             let dst = Store::open_or_init(inner, &label).await?;
-            let key = match sign_with {
-                Some(p) => SecretKey::load_file(p)?,
-                None => stigvault::tarball::client_key(
-                    &cli.state_dir
-                        .clone()
-                        .unwrap_or_else(ClientState::default_dir),
-                )?,
-            };
+            let key = entry_signer(cli, sign_with.as_deref())?;
             let selection = if *all {
                 copy::Selection::All
             } else {
